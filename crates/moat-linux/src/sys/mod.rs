@@ -67,11 +67,14 @@ pub unsafe fn clone_process(namespace_flags: libc::c_int) -> io::Result<Cloned> 
     };
     match check(ret)? {
         0 => Ok(Cloned::Child),
-        // SAFETY: with CLONE_PIDFD the kernel stored a fresh fd that nothing else owns.
-        pid => Ok(Cloned::Parent {
-            pid: pid as libc::pid_t,
-            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
-        }),
+        pid => {
+            // SAFETY: with CLONE_PIDFD the kernel stored a fresh fd that nothing else owns.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+            Ok(Cloned::Parent {
+                pid: pid as libc::pid_t,
+                pidfd,
+            })
+        }
     }
 }
 
