@@ -82,7 +82,10 @@ fn apply(view: BorrowedFd<'_>, op: &MountOp, sources: &[OwnedFd]) -> Result<(), 
             let dir = ensure_dir(view, target, *mode)?;
             sys::fd::chmod_fd(dir.as_fd(), *mode).with_ctx(|| format!("chmod {}", target.display()))
         }
-        MountOp::Writable { target, root } => bind_writable(view, target, sources[*root].as_fd()),
+        MountOp::Writable { target, root } => bind_root(view, target, sources[*root].as_fd(), true),
+        MountOp::ReadOnly { target, root } => {
+            bind_root(view, target, sources[*root].as_fd(), false)
+        }
         MountOp::File { target, contents } => write_file(view, target, contents),
         MountOp::Dev => build_dev(view),
         MountOp::Proc => build_proc(view),
@@ -167,15 +170,19 @@ fn reopen_root(root: &OpenedRoot) -> Result<OwnedFd, SandboxError> {
     Ok(src)
 }
 
-/// Binds a writable root read-write (but nosuid, nodev) onto its own path in the view.
-fn bind_writable(
+/// Binds a root (nosuid, nodev; read-only unless `writable`) onto its own path.
+fn bind_root(
     view: BorrowedFd<'_>,
     target: &Path,
     src: BorrowedFd<'_>,
+    writable: bool,
 ) -> Result<(), SandboxError> {
     let tree = clone_tree(src, true).with_ctx(|| format!("cannot clone {}", target.display()))?;
-    set_attributes(tree.as_fd(), ATTR_NOSUID | ATTR_NODEV, true)
-        .ctx("cannot set nosuid on a writable root")?;
+    let mut attrs = ATTR_NOSUID | ATTR_NODEV;
+    if !writable {
+        attrs |= ATTR_RDONLY;
+    }
+    set_attributes(tree.as_fd(), attrs, true).ctx("cannot set the attributes of a bound root")?;
     let at = ensure_dir(view, target, 0o755)?;
     attach(tree.as_fd(), at.as_fd()).with_ctx(|| format!("cannot bind {}", target.display()))
 }

@@ -38,6 +38,14 @@ pub enum MountOp {
         /// Index into the opened roots.
         root: usize,
     },
+    /// The workspace in read-only mode, bound read-only from its fd so that it stays
+    /// visible even where it lies under a private tmpfs.
+    ReadOnly {
+        /// The canonical path (the same inside and outside).
+        target: PathBuf,
+        /// Index into the opened roots.
+        root: usize,
+    },
     /// A file written into a private tmpfs (the resolver configuration when
     /// `/etc/resolv.conf` points into `/run`).
     File {
@@ -87,7 +95,8 @@ fn is_hidden(path: &Path, dirs: &[(PathBuf, u32)]) -> bool {
     dirs.iter().any(|(d, _)| path.starts_with(d))
 }
 
-/// Builds the plan for `policy`, given the canonical writable roots.
+/// Builds the plan for `policy`, given the canonical roots to bind (writable ones, or
+/// the read-only workspace in read-only mode).
 pub fn build(policy: &SandboxPolicy, roots: &[PathBuf], facts: &HostFacts) -> Vec<MountOp> {
     let full = policy.filesystem == FilesystemMode::FullAccess;
     let mut ops = vec![MountOp::Root { writable: full }];
@@ -115,9 +124,16 @@ pub fn build(policy: &SandboxPolicy, roots: &[PathBuf], facts: &HostFacts) -> Ve
         });
     }
     for (index, root) in roots.iter().enumerate() {
-        layered.push(MountOp::Writable {
-            target: root.clone(),
-            root: index,
+        let target = root.clone();
+        layered.push(match policy.filesystem {
+            FilesystemMode::ReadOnly => MountOp::ReadOnly {
+                target,
+                root: index,
+            },
+            _ => MountOp::Writable {
+                target,
+                root: index,
+            },
         });
     }
     if policy.network == NetworkMode::On
@@ -142,6 +158,7 @@ pub fn target_of(op: &MountOp) -> Option<&Path> {
         MountOp::Tmpfs { target, .. }
         | MountOp::Dir { target, .. }
         | MountOp::Writable { target, .. }
+        | MountOp::ReadOnly { target, .. }
         | MountOp::File { target, .. } => Some(target),
         MountOp::Root { .. } => Some(Path::new("/")),
         MountOp::Proc => Some(Path::new("/proc")),
@@ -229,6 +246,15 @@ mod tests {
         assert!(!ops.iter().any(
             |o| matches!(o, MountOp::Tmpfs { target, .. } if target == Path::new("/var/run"))
         ));
+    }
+
+    #[test]
+    fn read_only_workspace_is_bound_read_only_and_not_writable() {
+        let mut p = policy();
+        p.filesystem = FilesystemMode::ReadOnly;
+        let ops = build(&p, &["/tmp/ws".into()], &facts());
+        assert!(ops.iter().any(|o| matches!(o, MountOp::ReadOnly { .. })));
+        assert!(!writable_dirs(&ops).contains(&PathBuf::from("/tmp/ws")));
     }
 
     #[test]

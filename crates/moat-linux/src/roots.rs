@@ -63,8 +63,12 @@ pub fn resolve_policy(
     Ok(())
 }
 
-/// Opens every writable root of an already resolved policy.
+/// Opens the roots to bind for an already resolved policy: the writable roots, or in
+/// read-only mode the workspace (bound read-only so it stays visible).
 pub fn open_roots(policy: &SandboxPolicy) -> Result<Vec<OpenedRoot>, SandboxError> {
+    if policy.filesystem == FilesystemMode::ReadOnly {
+        return Ok(vec![open_root(&policy.workspace)?]);
+    }
     policy
         .writable_roots()
         .into_iter()

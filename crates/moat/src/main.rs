@@ -93,6 +93,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<u8> {
+    // Open the report file first: a path that cannot be written is refused before the
+    // command runs, instead of turning its exit code into 125 afterwards.
+    let report_file = match &args.report {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write the report to {}", path.display()))?,
+        ),
+        None => None,
+    };
     let workspace = match args.workspace {
         Some(w) => w,
         None => std::env::current_dir().context("cannot read the current directory")?,
@@ -114,9 +123,11 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(error) = &report.error {
         eprintln!("moat: {error}");
     }
-    if let Some(path) = &args.report {
-        std::fs::write(path, report.to_json() + "\n")
-            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    if let Some(mut file) = report_file {
+        use std::io::Write as _;
+        if let Err(e) = file.write_all((report.to_json() + "\n").as_bytes()) {
+            eprintln!("moat: cannot write the report: {e}");
+        }
     }
     Ok(u8::try_from(report.exit.code).unwrap_or(125))
 }
