@@ -1,0 +1,1 @@
+//! The Windows backend of moat (being written).
