@@ -37,6 +37,7 @@ pub fn build_view(ops: &[MountOp], roots: &[OpenedRoot]) -> Result<(), SandboxEr
         .iter()
         .map(reopen_root)
         .collect::<Result<Vec<_>, _>>()?;
+    let layers = open_cache_layers(ops)?;
     let mut view: Option<OwnedFd> = None;
     for op in ops {
         match op {
@@ -45,7 +46,7 @@ pub fn build_view(ops: &[MountOp], roots: &[OpenedRoot]) -> Result<(), SandboxEr
                 let root = view.as_ref().ok_or_else(|| {
                     SandboxError::Other("mount plan must start with the root".into())
                 })?;
-                apply(root.as_fd(), op, &sources)?;
+                apply(root.as_fd(), op, &sources, &layers)?;
             }
         }
     }
@@ -69,7 +70,12 @@ fn stage_root(writable: bool) -> Result<OwnedFd, SandboxError> {
     Ok(tree)
 }
 
-fn apply(view: BorrowedFd<'_>, op: &MountOp, sources: &[OwnedFd]) -> Result<(), SandboxError> {
+fn apply(
+    view: BorrowedFd<'_>,
+    op: &MountOp,
+    sources: &[OwnedFd],
+    layers: &LayerFds,
+) -> Result<(), SandboxError> {
     match op {
         MountOp::Tmpfs { target, mode } => {
             let at = ensure_dir(view, target, 0o755)?;
@@ -87,6 +93,10 @@ fn apply(view: BorrowedFd<'_>, op: &MountOp, sources: &[OwnedFd]) -> Result<(), 
             bind_root(view, target, sources[*root].as_fd(), false)
         }
         MountOp::File { target, contents } => write_file(view, target, contents),
+        MountOp::Protect { target } => bind_onto_itself(view, target, true),
+        MountOp::Pin { target } => bind_onto_itself(view, target, false),
+        MountOp::Mask { target, dir } => mask(view, target, *dir),
+        MountOp::Overlay { target, .. } => overlay(view, target, layers),
         MountOp::Dev => build_dev(view),
         MountOp::Proc => build_proc(view),
         MountOp::Root { .. } => Err(SandboxError::Other(
@@ -185,6 +195,99 @@ fn bind_root(
     set_attributes(tree.as_fd(), attrs, true).ctx("cannot set the attributes of a bound root")?;
     let at = ensure_dir(view, target, 0o755)?;
     attach(tree.as_fd(), at.as_fd()).with_ctx(|| format!("cannot bind {}", target.display()))
+}
+
+/// Binds a path onto itself: read-only for protected paths, read-write for `.git`
+/// (a mount point cannot be renamed or removed, so `.git` cannot be swapped).
+fn bind_onto_itself(
+    view: BorrowedFd<'_>,
+    target: &Path,
+    read_only: bool,
+) -> Result<(), SandboxError> {
+    let at = open_path_beneath(view, &relative(target)?)
+        .with_ctx(|| format!("cannot open protected path {}", target.display()))?;
+    let clone =
+        clone_tree(at.as_fd(), true).with_ctx(|| format!("cannot clone {}", target.display()))?;
+    let mut attrs = ATTR_NOSUID | ATTR_NODEV;
+    if read_only {
+        attrs |= ATTR_RDONLY;
+    }
+    set_attributes(clone.as_fd(), attrs, true)
+        .with_ctx(|| format!("cannot protect {}", target.display()))?;
+    attach(clone.as_fd(), at.as_fd()).with_ctx(|| format!("cannot protect {}", target.display()))
+}
+
+/// Covers a secret: an empty read-only tmpfs over a directory, a read-only
+/// `/dev/null` over a file. Reads see nothing instead of failing.
+fn mask(view: BorrowedFd<'_>, target: &Path, dir: bool) -> Result<(), SandboxError> {
+    let at = open_path_beneath(view, &relative(target)?)
+        .with_ctx(|| format!("cannot open secret {}", target.display()))?;
+    let cover = if dir {
+        new_filesystem(
+            c"tmpfs",
+            &[(c"mode", c"700"), (c"size", c"4k")],
+            &[],
+            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+        )
+    } else {
+        clone_tree_at(c"/dev/null", false).and_then(|n| {
+            set_attributes(n.as_fd(), ATTR_RDONLY | ATTR_NOSUID | ATTR_NOEXEC, false).map(|()| n)
+        })
+    }
+    .with_ctx(|| format!("cannot mask {}", target.display()))?;
+    attach(cover.as_fd(), at.as_fd()).with_ctx(|| format!("cannot mask {}", target.display()))
+}
+
+/// The directories of each cache layer, opened before the staging mount hides any
+/// host path: `(target, [lower, upper, work])`.
+type LayerFds = Vec<(std::path::PathBuf, [OwnedFd; 3])>;
+
+fn open_cache_layers(ops: &[MountOp]) -> Result<LayerFds, SandboxError> {
+    let open = |p: &Path| -> Result<OwnedFd, SandboxError> {
+        open_dir_nofollow(&cstring(p).ctx("path")?)
+            .with_ctx(|| format!("cannot open cache layer {}", p.display()))
+    };
+    let mut out = Vec::new();
+    for op in ops {
+        if let MountOp::Overlay {
+            target,
+            upper,
+            work,
+        } = op
+        {
+            out.push((target.clone(), [open(target)?, open(upper)?, open(work)?]));
+        }
+    }
+    Ok(out)
+}
+
+/// Layers a tool cache: the real cache is the read-only lower layer, `upper` takes the
+/// writes. `userxattr` is what lets an unprivileged user namespace mount overlayfs. The
+/// layers are named through `/proc/self/fd`, so they are the directories opened before
+/// the view existed.
+fn overlay(view: BorrowedFd<'_>, target: &Path, layers: &LayerFds) -> Result<(), SandboxError> {
+    let fds = &layers
+        .iter()
+        .find(|(t, _)| t == target)
+        .ok_or_else(|| SandboxError::Other("cache layer not opened".into()))?
+        .1;
+    let name =
+        |fd: &OwnedFd| CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
+    let (lower, upper, work) = (name(&fds[0]), name(&fds[1]), name(&fds[2]));
+    let fs = new_filesystem(
+        c"overlay",
+        &[
+            (c"lowerdir", &lower),
+            (c"upperdir", &upper),
+            (c"workdir", &work),
+        ],
+        &[c"userxattr"],
+        ATTR_NOSUID | ATTR_NODEV,
+    )
+    .with_ctx(|| format!("cannot layer the cache {}", target.display()))?;
+    let at = ensure_dir(view, target, 0o755)?;
+    attach(fs.as_fd(), at.as_fd())
+        .with_ctx(|| format!("cannot mount the cache layer on {}", target.display()))
 }
 
 fn write_file(view: BorrowedFd<'_>, target: &Path, contents: &[u8]) -> Result<(), SandboxError> {

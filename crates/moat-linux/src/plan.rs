@@ -55,6 +55,33 @@ pub enum MountOp {
         #[serde(skip)]
         contents: Vec<u8>,
     },
+    /// A protected path (or a placeholder) bound read-only onto itself.
+    Protect {
+        /// The path.
+        target: PathBuf,
+    },
+    /// A git directory bound onto itself (read-write) so it cannot be renamed aside.
+    Pin {
+        /// The path.
+        target: PathBuf,
+    },
+    /// A secret covered by an empty read-only directory or an empty file.
+    Mask {
+        /// The path.
+        target: PathBuf,
+        /// Whether it is a directory.
+        dir: bool,
+    },
+    /// A tool cache behind overlayfs: writes land in `upper`.
+    Overlay {
+        /// The cache.
+        target: PathBuf,
+        /// The per-workspace upper directory.
+        upper: PathBuf,
+        /// overlayfs's work directory.
+        #[serde(skip)]
+        work: PathBuf,
+    },
     /// A fresh procfs, with `/proc/sys` and friends bound read-only.
     Proc,
     /// A minimal `/dev`: a few device nodes, a private devpts and `/dev/shm`.
@@ -73,6 +100,19 @@ pub struct HostFacts {
     /// Where `/etc/resolv.conf` finally points and its contents, when that lies in a
     /// directory the plan hides.
     pub resolv_conf: Option<(PathBuf, Vec<u8>)>,
+}
+
+/// What the plan adds on top of the basic view: protections, masks and cache layers.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Paths bound read-only onto themselves (protected paths and placeholders).
+    pub read_only: Vec<PathBuf>,
+    /// Git directories bound onto themselves.
+    pub pinned: Vec<PathBuf>,
+    /// Secrets to mask.
+    pub masks: Vec<crate::layers::Mask>,
+    /// Tool caches to layer.
+    pub caches: Vec<crate::layers::CacheLayer>,
 }
 
 /// The private tmpfses, hiding host daemon sockets and temp files.
@@ -97,7 +137,12 @@ fn is_hidden(path: &Path, dirs: &[(PathBuf, u32)]) -> bool {
 
 /// Builds the plan for `policy`, given the canonical roots to bind (writable ones, or
 /// the read-only workspace in read-only mode).
-pub fn build(policy: &SandboxPolicy, roots: &[PathBuf], facts: &HostFacts) -> Vec<MountOp> {
+pub fn build(
+    policy: &SandboxPolicy,
+    roots: &[PathBuf],
+    facts: &HostFacts,
+    extras: &Extras,
+) -> Vec<MountOp> {
     let full = policy.filesystem == FilesystemMode::FullAccess;
     let mut ops = vec![MountOp::Root { writable: full }];
     // Ordered by depth so that a parent is always mounted before anything below it: a
@@ -145,6 +190,30 @@ pub fn build(policy: &SandboxPolicy, roots: &[PathBuf], facts: &HostFacts) -> Ve
             contents: contents.clone(),
         });
     }
+    layered.extend(
+        extras
+            .pinned
+            .iter()
+            .map(|t| MountOp::Pin { target: t.clone() }),
+    );
+    layered.extend(
+        extras
+            .read_only
+            .iter()
+            .map(|t| MountOp::Protect { target: t.clone() }),
+    );
+    layered.extend(extras.masks.iter().map(|m| MountOp::Mask {
+        target: m.target.clone(),
+        dir: m.dir,
+    }));
+    if !full {
+        layered.extend(extras.caches.iter().map(|c| MountOp::Overlay {
+            target: c.target.clone(),
+            upper: c.upper.clone(),
+            work: c.work.clone(),
+        }));
+    }
+    // Stable: at equal depth, roots come before what protects or masks them.
     layered.sort_by_key(|op| target_of(op).map_or(0, |t| t.components().count()));
     ops.extend(layered);
     ops.push(MountOp::Dev);
@@ -159,6 +228,10 @@ pub fn target_of(op: &MountOp) -> Option<&Path> {
         | MountOp::Dir { target, .. }
         | MountOp::Writable { target, .. }
         | MountOp::ReadOnly { target, .. }
+        | MountOp::Protect { target }
+        | MountOp::Pin { target }
+        | MountOp::Mask { target, .. }
+        | MountOp::Overlay { target, .. }
         | MountOp::File { target, .. } => Some(target),
         MountOp::Root { .. } => Some(Path::new("/")),
         MountOp::Proc => Some(Path::new("/proc")),
@@ -206,7 +279,12 @@ mod tests {
 
     #[test]
     fn read_only_root_comes_first_and_proc_dev_last() {
-        let ops = build(&policy(), &["/home/u/p".into()], &facts());
+        let ops = build(
+            &policy(),
+            &["/home/u/p".into()],
+            &facts(),
+            &Extras::default(),
+        );
         assert_eq!(ops[0], MountOp::Root { writable: false });
         assert_eq!(ops[ops.len() - 2], MountOp::Dev);
         assert_eq!(ops[ops.len() - 1], MountOp::Proc);
@@ -214,7 +292,7 @@ mod tests {
 
     #[test]
     fn workspace_under_tmp_is_bound_after_the_private_tmp() {
-        let ops = build(&policy(), &["/tmp/ws".into()], &facts());
+        let ops = build(&policy(), &["/tmp/ws".into()], &facts(), &Extras::default());
         let tmp = position(
             &ops,
             |o| matches!(o, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp")),
@@ -225,7 +303,7 @@ mod tests {
 
     #[test]
     fn private_tmp_under_a_writable_root_is_not_hidden_by_it() {
-        let ops = build(&policy(), &["/var".into()], &facts());
+        let ops = build(&policy(), &["/var".into()], &facts(), &Extras::default());
         let var = position(&ops, |o| matches!(o, MountOp::Writable { .. }));
         let var_tmp = position(
             &ops,
@@ -236,7 +314,7 @@ mod tests {
 
     #[test]
     fn runtime_dir_is_recreated_inside_private_run() {
-        let ops = build(&policy(), &[], &facts());
+        let ops = build(&policy(), &[], &facts(), &Extras::default());
         let run = position(
             &ops,
             |o| matches!(o, MountOp::Tmpfs { target, .. } if target == Path::new("/run")),
@@ -252,18 +330,47 @@ mod tests {
     fn read_only_workspace_is_bound_read_only_and_not_writable() {
         let mut p = policy();
         p.filesystem = FilesystemMode::ReadOnly;
-        let ops = build(&p, &["/tmp/ws".into()], &facts());
+        let ops = build(&p, &["/tmp/ws".into()], &facts(), &Extras::default());
         assert!(ops.iter().any(|o| matches!(o, MountOp::ReadOnly { .. })));
         assert!(!writable_dirs(&ops).contains(&PathBuf::from("/tmp/ws")));
     }
 
     #[test]
+    fn protections_come_after_their_root_and_pins_before_hooks() {
+        let extras = Extras {
+            read_only: vec!["/home/u/p/.git/hooks".into(), "/home/u/p/.envrc".into()],
+            pinned: vec!["/home/u/p/.git".into()],
+            masks: vec![crate::layers::Mask {
+                target: "/home/u/.ssh".into(),
+                dir: true,
+            }],
+            caches: Vec::new(),
+        };
+        let ops = build(&policy(), &["/home/u/p".into()], &facts(), &extras);
+        let root = position(&ops, |o| matches!(o, MountOp::Writable { .. }));
+        let pin = position(&ops, |o| matches!(o, MountOp::Pin { .. }));
+        let hooks = position(
+            &ops,
+            |o| matches!(o, MountOp::Protect { target } if target.ends_with("hooks")),
+        );
+        let envrc = position(
+            &ops,
+            |o| matches!(o, MountOp::Protect { target } if target.ends_with(".envrc")),
+        );
+        assert!(root < pin && pin < hooks && root < envrc);
+        assert!(
+            ops.iter()
+                .any(|o| matches!(o, MountOp::Mask { dir: true, .. }))
+        );
+    }
+
+    #[test]
     fn resolver_config_is_copied_only_with_network_on() {
-        let ops = build(&policy(), &[], &facts());
+        let ops = build(&policy(), &[], &facts(), &Extras::default());
         assert!(!ops.iter().any(|o| matches!(o, MountOp::File { .. })));
         let mut p = policy();
         p.network = NetworkMode::On;
-        let ops = build(&p, &[], &facts());
+        let ops = build(&p, &[], &facts(), &Extras::default());
         assert!(ops.iter().any(|o| matches!(o, MountOp::File { .. })));
     }
 
@@ -271,14 +378,19 @@ mod tests {
     fn full_access_keeps_root_writable_and_host_tmp() {
         let mut p = policy();
         p.filesystem = FilesystemMode::FullAccess;
-        let ops = build(&p, &[], &facts());
+        let ops = build(&p, &[], &facts(), &Extras::default());
         assert_eq!(ops[0], MountOp::Root { writable: true });
         assert!(!ops.iter().any(|o| matches!(o, MountOp::Tmpfs { .. })));
     }
 
     #[test]
     fn landlock_write_set_is_roots_plus_private_dirs() {
-        let ops = build(&policy(), &["/home/u/p".into()], &facts());
+        let ops = build(
+            &policy(),
+            &["/home/u/p".into()],
+            &facts(),
+            &Extras::default(),
+        );
         let dirs = writable_dirs(&ops);
         for d in ["/home/u/p", "/tmp", "/var/tmp", "/run", "/dev/shm"] {
             assert!(

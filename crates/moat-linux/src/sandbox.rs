@@ -11,7 +11,9 @@ use serde::Serialize;
 use crate::child::{self, ChildSpec};
 use crate::error::{Context, SandboxError};
 use crate::landlock::{LandlockReport, LandlockSpec};
+use crate::layers::{self, CacheLayer};
 use crate::plan::{self, HostFacts, MountOp};
+use crate::protect::{self, Cleanup, Protection};
 use crate::roots::open_roots;
 use crate::seccomp::{self, Filter};
 use crate::supervise;
@@ -79,6 +81,14 @@ pub struct Enforcement {
     pub pty: bool,
     /// What is known to be unmediated.
     pub unix_sockets: &'static str,
+    /// Protected paths, pinned git directories and placeholders.
+    pub protection: Protection,
+    /// Secrets covered (existing ones only).
+    pub secrets_masked: Vec<PathBuf>,
+    /// Tool caches offered through a copy-on-write layer, with their upper dirs.
+    pub cache_layers: Vec<CacheLayer>,
+    /// What the cleanup after the run did.
+    pub cleanup: Cleanup,
 }
 
 /// The result of a run.
@@ -116,11 +126,70 @@ pub const UNIX_SOCKETS_NOTE: &str = "pathname unix sockets outside runtime dirs:
 pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs `request` in the namespaces sandbox and waits for it.
+///
+/// Placeholders created for missing protected paths are removed afterwards, and
+/// repositories the command created are cleaned, whatever the outcome.
 pub fn run(request: &RunRequest) -> Result<Outcome, SandboxError> {
     let policy = &request.policy;
     let roots = open_roots(policy)?;
+    let writable: Vec<PathBuf> = match policy.filesystem {
+        FilesystemMode::WorkspaceWrite => roots.iter().map(|r| r.path.clone()).collect(),
+        _ => Vec::new(),
+    };
+    let protection =
+        protect::prepare(policy, &writable).ctx("cannot prepare the protected paths")?;
+    let state = layers::state_dir(&request.env);
+    let result = run_prepared(
+        request,
+        roots,
+        &writable,
+        protection.clone(),
+        state.as_deref(),
+    );
+    let quarantine = quarantine_dir(state.as_deref());
+    let cleanup = protect::cleanup(&protection, &writable, &quarantine);
+    result.map(|mut outcome| {
+        outcome.enforcement.cleanup = cleanup;
+        outcome
+    })
+}
+
+fn quarantine_dir(state: Option<&Path>) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let base = state.map_or_else(|| PathBuf::from("/nonexistent"), |s| s.join("quarantine"));
+    base.join(format!("{stamp}-{}", std::process::id()))
+}
+
+fn run_prepared(
+    request: &RunRequest,
+    roots: Vec<crate::roots::OpenedRoot>,
+    writable: &[PathBuf],
+    mut protection: Protection,
+    state: Option<&Path>,
+) -> Result<Outcome, SandboxError> {
+    let policy = &request.policy;
     let root_paths: Vec<PathBuf> = roots.iter().map(|r| r.path.clone()).collect();
-    let ops = plan::build(policy, &root_paths, &host_facts(&request.env));
+    let masks = layers::masks(policy);
+    let caches = match (state, policy.filesystem) {
+        (Some(state), FilesystemMode::WorkspaceWrite | FilesystemMode::ReadOnly) => {
+            layers::cache_layers(policy, writable, state, &mut protection.notes)
+        }
+        _ => Vec::new(),
+    };
+    let extras = plan::Extras {
+        read_only: protection
+            .read_only
+            .iter()
+            .chain(&protection.placeholders)
+            .cloned()
+            .collect(),
+        pinned: protection.pinned.clone(),
+        masks: masks.clone(),
+        caches: caches.clone(),
+    };
+    let ops = plan::build(policy, &root_paths, &host_facts(&request.env), &extras);
     let filter = Filter::build().map_err(|e| SandboxError::Other(format!("seccomp: {e}")))?;
     let pty_fds: Vec<i32> = (0..3).filter(|&fd| term::is_terminal(fd)).collect();
     let enforcement = Enforcement {
@@ -137,6 +206,10 @@ pub fn run(request: &RunRequest) -> Result<Outcome, SandboxError> {
         mounts: ops.clone(),
         pty: !pty_fds.is_empty(),
         unix_sockets: UNIX_SOCKETS_NOTE,
+        protection,
+        secrets_masked: masks.into_iter().map(|m| m.target).collect(),
+        cache_layers: caches,
+        cleanup: Cleanup::default(),
     };
     let spec = ChildSpec {
         // SAFETY: getuid/getgid cannot fail and touch no memory.

@@ -6,15 +6,19 @@
 //! must look at the filesystem does so through the [`resolve::PathProbe`] trait, which
 //! the platform backends implement.
 
+pub mod config;
+pub mod defaults;
+pub mod env;
+pub mod gitconfig;
 pub mod resolve;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How much of the filesystem the command may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FilesystemMode {
     /// Nothing outside the private temporary directories is writable.
@@ -26,7 +30,7 @@ pub enum FilesystemMode {
 }
 
 /// Whether the command may use the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkMode {
     /// No network at all; only the sandbox's own loopback (the default).
@@ -65,6 +69,38 @@ pub struct SandboxPolicy {
     /// Wall-clock limit for the whole command tree.
     #[serde(serialize_with = "serialize_secs")]
     pub timeout: Option<Duration>,
+    /// Protected paths inside the writable roots.
+    pub protected: ProtectedPolicy,
+    /// Paths that cannot be read (absolute). Missing ones are ignored.
+    pub secrets: Vec<PathBuf>,
+    /// Environment handling.
+    pub env: EnvPolicy,
+    /// Tool caches that appear writable through a copy-on-write layer (absolute).
+    pub caches: Vec<PathBuf>,
+}
+
+/// Which paths inside writable roots the command may not modify.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProtectedPolicy {
+    /// Whether the git rules apply (hooks and config of every repository, and
+    /// `.gitmodules`).
+    pub git: bool,
+    /// Names protected at the root of every writable root, with whether a missing one
+    /// gets a directory placeholder (else a file placeholder).
+    pub at_root: Vec<(String, bool)>,
+    /// Extra absolute paths to protect.
+    pub paths: Vec<PathBuf>,
+}
+
+/// How the command's environment is built from moat's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EnvPolicy {
+    /// Whether credential-like variables are removed.
+    pub scrub: bool,
+    /// Variables kept even though they look like credentials.
+    pub keep: Vec<String>,
+    /// Variables set for the command (they win over everything).
+    pub set: Vec<(String, String)>,
 }
 
 fn serialize_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -75,14 +111,40 @@ fn serialize_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S:
 }
 
 impl SandboxPolicy {
-    /// The default policy for a workspace: workspace-write, network off, no timeout.
+    /// The default policy for a workspace: workspace-write, network off, no timeout,
+    /// the default protected paths, and — given the home directory — the default
+    /// secrets and caches. The environment is scrubbed.
     pub fn for_workspace(workspace: PathBuf) -> Self {
+        Self::with_home(workspace, None)
+    }
+
+    /// [`SandboxPolicy::for_workspace`], with `home` for the home-relative defaults.
+    pub fn with_home(workspace: PathBuf, home: Option<&Path>) -> Self {
+        let in_home = |list: &[&str]| -> Vec<PathBuf> {
+            home.map(|h| list.iter().map(|p| h.join(p)).collect())
+                .unwrap_or_default()
+        };
         Self {
             workspace,
             filesystem: FilesystemMode::WorkspaceWrite,
             extra_writable: Vec::new(),
             network: NetworkMode::Off,
             timeout: None,
+            protected: ProtectedPolicy {
+                git: true,
+                at_root: defaults::PROTECTED_AT_ROOT
+                    .iter()
+                    .map(|(n, d)| ((*n).to_owned(), *d))
+                    .collect(),
+                paths: Vec::new(),
+            },
+            secrets: in_home(defaults::SECRETS_IN_HOME),
+            env: EnvPolicy {
+                scrub: true,
+                keep: Vec::new(),
+                set: Vec::new(),
+            },
+            caches: in_home(defaults::CACHES_IN_HOME),
         }
     }
 
@@ -182,6 +244,10 @@ pub enum PolicyError {
         .0.display()
     )]
     BroadRoot(PathBuf),
+    /// A config file could not be read or parsed; the message names file, line and
+    /// column.
+    #[error("{0}")]
+    Config(String),
     /// A path does not exist.
     #[error("'{}' does not exist", .0.display())]
     Missing(PathBuf),

@@ -15,6 +15,7 @@
 //! On Linux, [`Sandbox::run`] clones the calling process, so it must be called while the
 //! process is single-threaded.
 
+pub mod policy;
 pub mod report;
 
 use std::ffi::OsString;
@@ -31,10 +32,17 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// A sandbox with the default policy for `workspace`: workspace-write, network off.
+    /// A sandbox with the default policy for `workspace`: workspace-write, network off,
+    /// default protections, and (from `$HOME`) the default secrets and caches.
     pub fn new(workspace: impl Into<PathBuf>) -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        Self::with_policy(SandboxPolicy::with_home(workspace.into(), home.as_deref()))
+    }
+
+    /// A sandbox with an explicit policy (see [`policy::resolve`] for config files).
+    pub fn with_policy(policy: SandboxPolicy) -> Self {
         Self {
-            policy: SandboxPolicy::for_workspace(workspace.into()),
+            policy,
             allow_broad: false,
         }
     }
@@ -93,6 +101,16 @@ mod imp {
             return;
         }
         report.policy = Some(policy.clone());
+        let env = if policy.env.scrub {
+            let scrubbed = moat_policy::env::scrub(env, &policy.env.keep, &policy.env.set);
+            report.env_removed = scrubbed.removed;
+            scrubbed.env
+        } else {
+            let mut env = env;
+            env.retain(|(k, _)| !policy.env.set.iter().any(|(name, _)| k == name.as_str()));
+            env.extend(policy.env.set.iter().map(|(k, v)| (k.into(), v.into())));
+            env
+        };
         let request = RunRequest {
             cwd: command_cwd(cwd, &policy.workspace),
             policy,
@@ -102,6 +120,16 @@ mod imp {
         match moat_linux::run(&request) {
             Ok(outcome) => report.record(&outcome),
             Err(e) => report.fail_setup(e.to_string()),
+        }
+    }
+
+    /// Empties moat's copy-on-write cache layers (`moat cache clear`).
+    pub fn clear_caches(env: &[(OsString, OsString)]) -> std::io::Result<Option<PathBuf>> {
+        match moat_linux::layers::state_dir(env) {
+            Some(state) => {
+                moat_linux::layers::clear_caches(&state).map(|()| Some(state.join("caches")))
+            }
+            None => Ok(None),
         }
     }
 
@@ -115,9 +143,18 @@ mod imp {
     }
 }
 
+/// Empties moat's copy-on-write cache layers; returns the directory emptied.
+pub fn clear_caches(env: &[(OsString, OsString)]) -> std::io::Result<Option<PathBuf>> {
+    imp::clear_caches(env)
+}
+
 #[cfg(not(target_os = "linux"))]
 mod imp {
     use super::*;
+
+    pub(super) fn clear_caches(_env: &[(OsString, OsString)]) -> std::io::Result<Option<PathBuf>> {
+        Ok(None)
+    }
 
     pub(super) fn run(
         _policy: &SandboxPolicy,

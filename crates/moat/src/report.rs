@@ -57,6 +57,9 @@ pub struct Report {
     pub timed_out: bool,
     /// Whether the exit code came from the command or from moat.
     pub exit_origin: Origin,
+    /// Environment variables removed because their names look like credentials
+    /// (names only, never values).
+    pub env_removed: Vec<String>,
     /// moat's own error message, when it failed.
     pub error: Option<String>,
 }
@@ -87,6 +90,7 @@ impl Report {
             duration_ms: 0.0,
             timed_out: false,
             exit_origin: Origin::Moat,
+            env_removed: Vec::new(),
             error: None,
         }
     }
