@@ -221,6 +221,46 @@ pub fn build(
     ops
 }
 
+/// One mount of the view, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountEntry {
+    /// Where it is mounted.
+    pub target: PathBuf,
+    /// What it is: root, tmpfs, dir, writable, read-only, file, protect, pin, mask,
+    /// overlay, proc or dev.
+    pub kind: &'static str,
+    /// Whether the command can write there.
+    pub writable: bool,
+}
+
+/// The report's view of a plan.
+pub fn describe(ops: &[MountOp]) -> Vec<MountEntry> {
+    ops.iter()
+        .map(|op| {
+            let (kind, writable) = match op {
+                MountOp::Root { writable } => ("root", *writable),
+                MountOp::Tmpfs { .. } => ("tmpfs", true),
+                MountOp::Dir { .. } => ("dir", true),
+                MountOp::Writable { .. } => ("writable", true),
+                MountOp::ReadOnly { .. } => ("read-only", false),
+                MountOp::File { .. } => ("file", true),
+                MountOp::Protect { .. } => ("protect", false),
+                MountOp::Pin { .. } => ("pin", true),
+                MountOp::Mask { .. } => ("mask", false),
+                MountOp::Overlay { .. } => ("overlay", true),
+                MountOp::Proc => ("proc", false),
+                MountOp::Dev => ("dev", false),
+            };
+            let target = target_of(op).map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+            MountEntry {
+                target,
+                kind,
+                writable,
+            }
+        })
+        .collect()
+}
+
 /// The path an op mounts on, if it has one.
 pub fn target_of(op: &MountOp) -> Option<&Path> {
     match op {

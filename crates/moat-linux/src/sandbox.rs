@@ -76,7 +76,7 @@ pub struct Enforcement {
     /// The seccomp filter.
     pub seccomp: SeccompInfo,
     /// The filesystem view, in mount order.
-    pub mounts: Vec<MountOp>,
+    pub mounts: Vec<plan::MountEntry>,
     /// Whether the command got the sandbox's own pseudo-terminal.
     pub pty: bool,
     /// What is known to be unmediated.
@@ -203,7 +203,7 @@ fn run_prepared(
             instructions: filter.instruction_count(),
             denied: seccomp::describe(),
         },
-        mounts: ops.clone(),
+        mounts: plan::describe(&ops),
         pty: !pty_fds.is_empty(),
         unix_sockets: UNIX_SOCKETS_NOTE,
         protection,

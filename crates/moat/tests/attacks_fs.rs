@@ -5,7 +5,7 @@
 //! rename_outside_into_ws, delete_outside, chmod_and_touch_outside, proc_self_root,
 //! proc_1_root, inherited_write_fd, inherited_dir_fd, mount_tmpfs_over_etc,
 //! bind_mount_outside, remount_root_rw, nested_userns_unshare, proc_sys_and_sysrq,
-//! sysfs_write, setuid_binary.
+//! sysfs_write, setuid_binary, dev_minimal.
 
 #[macro_use]
 mod common;
@@ -192,16 +192,19 @@ sandbox_test!(proc_self_root, |h: &Harness| {
     out.stdout_lacks("WROTE");
 });
 
+// pid 1 is moat's init inside; $PPID is the command's parent.
 sandbox_test!(proc_1_root, |h: &Harness| {
     let out = h
         .sh(&format!(
             "echo x > /proc/1/root{o}/pwned && echo WROTE1; \
-             echo x > /proc/1/cwd/../outside/pwned2 && echo WROTE2",
+             echo x > /proc/$PPID/root{o}/pwned2 && echo WROTE2; \
+             echo x > /proc/self/cwd/../outside/pwned3 && echo WROTE3",
             o = h.outside.display()
         ))
         .output();
     assert_absent(&h.outside.join("pwned"), &out);
     assert_absent(&h.outside.join("pwned2"), &out);
+    assert_absent(&h.outside.join("pwned3"), &out);
     out.stdout_lacks("WROTE");
 });
 
@@ -350,4 +353,21 @@ sandbox_test!(setuid_binary, |h: &Harness| {
     if h.is_user() {
         out.stdout_lacks("euid=0 ");
     }
+});
+
+sandbox_test!(dev_minimal, |h: &Harness| {
+    // No host block devices, kmsg, mem, consoles: only the spec's minimal /dev.
+    let allowed = [
+        "null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "fd", "stdin",
+        "stdout", "stderr",
+    ];
+    let out = h.run(&["ls", "-A", "/dev"]).output();
+    out.ok();
+    let extra: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|e| !allowed.contains(e))
+        .collect();
+    assert!(extra.is_empty(), "unexpected /dev entries {extra:?}{out}");
+    out.stdout_has("null\n");
 });

@@ -10,7 +10,7 @@ mod common;
 use common::{Harness, HostChild, kill_marker, read_json, survivors_after, wait_for_file};
 use std::fs;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long processes may take to disappear after moat returns or is killed.
 const GRACE: Duration = Duration::from_secs(5);
@@ -78,13 +78,25 @@ sandbox_test!(read_host_environ, |h: &Harness| {
     let secret = h.unique("secret");
     let mut sleeper = host_sleeper(h, ("SECRET_MARKER", &secret));
     // The secret is readable on the host by this uid: only the sandbox can hide it.
-    let host_env = fs::read(format!("/proc/{}/environ", sleeper.0.id())).unwrap();
-    assert!(String::from_utf8_lossy(&host_env).contains(&secret));
+    // (Polled: right after spawn, setpriv may not have exec'd sleep yet.)
+    let environ = format!("/proc/{}/environ", sleeper.0.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let host_env = String::from_utf8_lossy(&fs::read(&environ).unwrap()).into_owned();
+        if host_env.contains(&secret) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "host environ lacks {secret}: {host_env:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (a, b) = secret.split_at(6);
     let out = h
         .sh(&format!(
             "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -q \"{a}\"\"{b}\" && echo FOUND; \
-             tr '\\0' '\\n' < /proc/self/environ | grep -q '^HOME=' && echo SELF_OK; \
+             cat /proc/self/environ | tr '\\0' '\\n' | grep -q '^HOME=' && echo SELF_OK; \
              echo PIDS=$(ls /proc | grep -c '^[0-9][0-9]*$')"
         ))
         .output();
