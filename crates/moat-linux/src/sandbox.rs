@@ -91,9 +91,26 @@ pub struct Enforcement {
     pub cleanup: Cleanup,
 }
 
+/// Where the time of a run went, in milliseconds (for the report and the benchmark).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Phases {
+    /// Resolving roots, finding protected paths, creating placeholders and layers.
+    pub prepare_ms: f64,
+    /// From the clone until init reported the sandbox built.
+    pub setup_ms: f64,
+    /// From then until the command ended (restrictions, exec, the command itself).
+    pub command_ms: f64,
+    /// From the command's end until init was reaped (killing leftovers, unmounting).
+    pub teardown_ms: f64,
+    /// Removing placeholders and cleaning repositories created during the run.
+    pub cleanup_ms: f64,
+}
+
 /// The result of a run.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// Where the time went.
+    pub phases: Phases,
     /// How the command ended.
     pub status: Status,
     /// Whether the timeout fired.
@@ -130,6 +147,7 @@ pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 /// Placeholders created for missing protected paths are removed afterwards, and
 /// repositories the command created are cleaned, whatever the outcome.
 pub fn run(request: &RunRequest) -> Result<Outcome, SandboxError> {
+    let t0 = std::time::Instant::now();
     let policy = &request.policy;
     let roots = open_roots(policy)?;
     let writable: Vec<PathBuf> = match policy.filesystem {
@@ -146,10 +164,16 @@ pub fn run(request: &RunRequest) -> Result<Outcome, SandboxError> {
         protection.clone(),
         state.as_deref(),
     );
+    let cleanup_started = std::time::Instant::now();
     let quarantine = quarantine_dir(state.as_deref());
     let cleanup = protect::cleanup(&protection, &writable, &quarantine);
     result.map(|mut outcome| {
         outcome.enforcement.cleanup = cleanup;
+        outcome.phases.cleanup_ms = cleanup_started.elapsed().as_secs_f64() * 1000.0;
+        // Everything before the clone: the whole run minus the supervised part.
+        let supervised = outcome.duration.as_secs_f64() * 1000.0;
+        outcome.phases.prepare_ms =
+            (cleanup_started.duration_since(t0).as_secs_f64() * 1000.0 - supervised).max(0.0);
         outcome
     })
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Context, SandboxError};
 use crate::protocol::{self, MAX_MESSAGE, ToInit, ToParent};
 use crate::relay::Relay;
-use crate::sandbox::{Enforcement, Outcome, Status, TIMEOUT_GRACE};
+use crate::sandbox::{Enforcement, Outcome, Phases, Status, TIMEOUT_GRACE};
 use crate::sys::{self, fd};
 
 /// Signals moat forwards to the command (and SIGWINCH, which resizes its terminal).
@@ -29,6 +29,8 @@ struct Run {
     kill_at: Option<Instant>,
     relay: Option<Relay>,
     enforcement: Enforcement,
+    ready_at: Option<Instant>,
+    ended_at: Option<Instant>,
 }
 
 /// Supervises init (`pid`, `pidfd`) until it has exited.
@@ -50,6 +52,8 @@ pub(crate) fn supervise(
         kill_at: None,
         relay: None,
         enforcement,
+        ready_at: None,
+        ended_at: None,
     };
     let deadline = timeout.map(|t| started + t);
     loop {
@@ -124,19 +128,22 @@ fn read_messages(run: &mut Run) {
     };
     match protocol::decode::<ToParent>(&buf[..n]) {
         Ok(ToParent::Ready { pty: true }) => {
+            run.ready_at = Some(Instant::now());
             if let Some(master) = passed {
                 run.relay = Relay::start(master).ok();
             }
         }
-        Ok(ToParent::Ready { pty: false }) => {}
+        Ok(ToParent::Ready { pty: false }) => run.ready_at = Some(Instant::now()),
         Ok(ToParent::Enforced { landlock }) => run.enforcement.landlock = Some(landlock),
         Ok(ToParent::Failed { code, message }) => {
             run.status.get_or_insert(Status::Failed { code, message });
         }
         Ok(ToParent::Exited { code }) => {
+            run.ended_at = Some(Instant::now());
             run.status.get_or_insert(Status::Exited(code));
         }
         Ok(ToParent::Signaled { signal }) => {
+            run.ended_at = Some(Instant::now());
             run.status.get_or_insert(Status::Signaled(signal));
         }
         Err(message) => {
@@ -199,10 +206,21 @@ fn finish(mut run: Run, started: Instant) -> Outcome {
             message: format!("waitpid: {e}"),
         },
     });
+    let reaped = Instant::now();
+    let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1000.0;
+    let ready = run.ready_at.unwrap_or(started);
+    let ended = run.ended_at.unwrap_or(reaped);
+    let phases = Phases {
+        setup_ms: ms(started, ready),
+        command_ms: ms(ready, ended),
+        teardown_ms: ms(ended, reaped),
+        ..Phases::default()
+    };
     Outcome {
         status,
         timed_out: run.timed_out,
         duration: started.elapsed(),
         enforcement: run.enforcement,
+        phases,
     }
 }

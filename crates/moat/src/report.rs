@@ -53,6 +53,9 @@ pub struct Report {
     pub exit: ExitInfo,
     /// Wall-clock duration of the sandboxed run in milliseconds.
     pub duration_ms: f64,
+    /// Where the time went (Linux).
+    #[cfg(target_os = "linux")]
+    pub phases: Option<moat_linux::sandbox::Phases>,
     /// Whether the timeout fired.
     pub timed_out: bool,
     /// Whether the exit code came from the command or from moat.
@@ -88,6 +91,8 @@ impl Report {
                 signal: None,
             },
             duration_ms: 0.0,
+            #[cfg(target_os = "linux")]
+            phases: None,
             timed_out: false,
             exit_origin: Origin::Moat,
             env_removed: Vec::new(),
@@ -112,6 +117,7 @@ impl Report {
         self.timed_out = outcome.timed_out;
         self.duration_ms = outcome.duration.as_secs_f64() * 1000.0;
         self.mechanisms = Some(outcome.enforcement.clone());
+        self.phases = Some(outcome.phases);
         let signal = match outcome.status {
             Status::Signaled(s) => Some(s),
             _ => None,

@@ -506,3 +506,19 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not JSON ({e}):\n{text}", path.display()))
 }
+
+impl Harness {
+    /// A host command that runs the moat binary under test as the test uid (the same
+    /// identity `run` uses), started in the workspace with the base environment: for
+    /// subcommands other than `run`, e.g. `policy show` and `cache clear`.
+    pub fn moat_command(&self) -> Command {
+        let bin = if self.drop_privs {
+            moat_copy()
+        } else {
+            moat_under_test()
+        };
+        let mut cmd = self.host_command(bin);
+        cmd.current_dir(&self.ws);
+        cmd
+    }
+}
